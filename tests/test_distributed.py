@@ -1,0 +1,67 @@
+"""Lightning DDP (2 CPU processes, gloo): feedback tensors identical on every rank, even when the ranks'
+global RNGs differ at conversion time."""
+
+import json
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_biorules import BioRules
+
+
+class Net(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2, padding=1),
+                                 nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 8), nn.ReLU(), nn.Linear(8, 3))
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return F.cross_entropy(self(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class SeedPerRank(Callback):
+    """Give each rank a different global RNG before the rules are drawn."""
+
+    def setup(self, trainer, pl_module, stage):
+        torch.manual_seed(100 + trainer.global_rank)
+
+
+class CompareAcrossRanks(Callback):
+    def __init__(self, out):
+        self.out = out
+
+    def on_train_end(self, trainer, pl_module):
+        report = {}
+        for name, tensor in pl_module.state_dict().items():
+            gathered = trainer.strategy.all_gather(tensor.float() if tensor.is_floating_point() else tensor)
+            report[name] = bool(torch.equal(gathered[0], gathered[1])) and tensor.numel() > 0
+        if trainer.global_rank == 0:
+            with open(self.out, "w") as f:
+                json.dump(report, f)
+
+
+def test_ddp_ranks_hold_identical_feedback(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(32, 3, 8, 8, generator=g), torch.randint(0, 3, (32,), generator=g))
+    out = tmp_path / "report.json"
+    trainer = L.Trainer(strategy="ddp_spawn", accelerator="cpu", devices=2, max_steps=3, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[SeedPerRank(), BioRules({"net.0": "fa", "net.2": "dfa", "net.5": "brsf", "*": "frsf"}),
+                                   CompareAcrossRanks(str(out))])
+    trainer.fit(Net(), DataLoader(data, batch_size=4))
+    report = json.loads(out.read_text())
+    feedback = {k: v for k, v in report.items() if ".feedback." in k}
+    assert {"net.0.feedback.matrix", "net.2.feedback.matrix", "net.5.feedback.magnitude",
+            "net.5.feedback.step", "net.7.feedback.magnitude"} <= set(feedback)
+    assert all(report.values()), {k: v for k, v in report.items() if not v}
