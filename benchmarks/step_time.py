@@ -38,7 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rules", nargs="+", default=["native", "bp", "fa", "usf", "brsf", "frsf", "dfa"])
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()

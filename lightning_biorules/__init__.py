@@ -32,6 +32,7 @@ from lightning_biorules.rules import (
     available_rules,
     get_rule,
     register_rule,
+    unregister_rule,
 )
 
 __version__ = "0.1.0"
@@ -62,4 +63,5 @@ __all__ = [
     "register_rule",
     "remove_rules",
     "rule_map",
+    "unregister_rule",
 ]

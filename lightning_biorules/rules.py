@@ -55,6 +55,7 @@ __all__ = [
     "available_rules",
     "get_rule",
     "register_rule",
+    "unregister_rule",
 ]
 
 _RULES: Dict[str, Type["FeedbackRule"]] = {}
@@ -74,6 +75,12 @@ def register_rule(name: str) -> Callable[[R], R]:
         return cls
 
     return decorator
+
+
+def unregister_rule(name: str) -> None:
+    """Remove the rule registered as ``name`` (e.g. a plug-in's rule in a test)."""
+    get_rule(name)
+    del _RULES[name]
 
 
 def available_rules() -> List[str]:

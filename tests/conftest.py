@@ -25,3 +25,14 @@ def cifar10_root() -> Path:
 def _isolated_biorules_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Point ``$BIORULES_CACHE`` at a per-session temporary folder so no test writes to the user's home."""
     monkeypatch.setenv("BIORULES_CACHE", str(tmp_path_factory.getbasetemp() / "biorules_cache"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_rule_registry():
+    """Rules a test registers are removed after it, so no test sees another's plug-ins."""
+    from lightning_biorules import available_rules, unregister_rule
+
+    before = set(available_rules())
+    yield
+    for name in set(available_rules()) - before:
+        unregister_rule(name)
