@@ -1,12 +1,16 @@
-"""The ``biorules`` command: ``fit``/``validate``/``test`` through LightningCLI, ``search`` through NNI.
+"""The ``biorules`` command: ``fit``/``validate``/``test`` through LightningCLI; ``search``, ``space`` and
+``report`` for NNI architecture search.
 
     biorules fit --model.rule_space=usf --data.root ../shared/data/cifar10
     biorules fit --config examples/resnet20_usf.yaml
     biorules search --data.root ../shared/data/cifar10 --max_trials 4
+    biorules space nb201
+    biorules report biorules_runs/search
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import List, Optional
 
@@ -18,11 +22,20 @@ from lightning_biorules.module import ImageClassifier
 
 __all__ = ["BioRulesCLI", "main"]
 
-USAGE = """usage: biorules {fit,validate,test,predict,search} ...
+USAGE = """usage: biorules {fit,validate,test,predict,search,space,report} ...
 
   fit/validate/test/predict   train or evaluate ImageClassifier on CIFAR (LightningCLI; see `biorules fit --help`)
   search                      NNI search over per-layer ops and learning rules (see `biorules search --help`)
+  space NAME                  print a search space's labels, choices and size
+  report EXP                  summarise a finished search: top-k configs, rule map and search curve plots
 """
+
+# Sub-commands outside LightningCLI: name -> (module, function taking the remaining argv).
+NAS_COMMANDS = {
+    "search": ("lightning_biorules.nas.search", "main"),
+    "space": ("lightning_biorules.nas.spaces", "space_main"),
+    "report": ("lightning_biorules.nas.report", "report_main"),
+}
 
 
 class BioRulesCLI(LightningCLI):
@@ -56,10 +69,9 @@ def run_lightning_cli(args: Optional[List[str]] = None) -> BioRulesCLI:
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point of the ``biorules`` console script; ``argv`` defaults to ``sys.argv[1:]``."""
     words = list(sys.argv[1:] if argv is None else argv)
-    if words and words[0] == "search":
-        from lightning_biorules.nas.search import main as search_main
-
-        search_main(words[1:])
+    if words and words[0] in NAS_COMMANDS:
+        module, function = NAS_COMMANDS[words[0]]
+        getattr(importlib.import_module(module), function)(words[1:])
         return
     if not words or words == ["-h"] or words == ["--help"]:
         print(USAGE)

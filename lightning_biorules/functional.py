@@ -110,19 +110,31 @@ class _DFALinear(Function):
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Optional[Tensor], ...]:
         (input,) = ctx.saved_tensors
-        grad_input = ctx.rule.project_error(input.shape) if ctx.needs_input_grad[0] else None
+        grad_input = ctx.rule.project_error(input) if ctx.needs_input_grad[0] else None
         grad_weight, grad_bias = _linear_weight_grads(ctx, grad_output, input, ctx.has_bias)
         return grad_input, grad_weight, grad_bias, None
 
 
+def _autocast(input: Tensor, *tensors: Optional[Tensor]) -> tuple[Optional[Tensor], ...]:
+    """Under autocast, cast the op's tensors to the autocast dtype first, as autocast does for native ops.
+
+    The casts are differentiable, so parameter gradients come back in the parameters' dtype.
+    """
+    device_type = input.device.type
+    if not torch.is_autocast_enabled(device_type):
+        return (input, *tensors)
+    dtype = torch.get_autocast_dtype(device_type)
+    return tuple(t if t is None or not t.is_floating_point() else t.to(dtype) for t in (input, *tensors))
+
+
 def feedback_linear(input: Tensor, weight: Tensor, bias: Optional[Tensor], feedback: Tensor) -> Tensor:
     """``F.linear`` whose backward sends ``δ_in = δ·B`` (``B`` shaped like ``weight``) down to ``input``."""
-    return _FeedbackLinear.apply(input, weight, bias, feedback)
+    return _FeedbackLinear.apply(*_autocast(input, weight, bias, feedback))
 
 
 def dfa_linear(input: Tensor, weight: Tensor, bias: Optional[Tensor], rule: Any) -> Tensor:
-    """``F.linear`` whose backward sends ``rule.project_error(input.shape)`` (``B·e``) down to ``input``."""
-    return _DFALinear.apply(input, weight, bias, rule)
+    """``F.linear`` whose backward sends ``rule.project_error(input)`` (``B·e``) down to ``input``."""
+    return _DFALinear.apply(*_autocast(input, weight, bias), rule)
 
 
 def _conv_grads(
@@ -184,7 +196,7 @@ class _DFAConv2d(Function):
         input, weight = ctx.saved_tensors
         # The input gradient through W would be discarded: it is never computed.
         _, grad_weight, grad_bias = _conv_grads(ctx, grad_output, input, weight, False)
-        grad_input = ctx.rule.project_error(input.shape) if ctx.needs_input_grad[0] else None
+        grad_input = ctx.rule.project_error(input) if ctx.needs_input_grad[0] else None
         return grad_input, grad_weight, grad_bias, None, None, None, None, None
 
 
@@ -208,11 +220,13 @@ def feedback_conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor], feedb
                     stride: Sequence[int], padding: Any, dilation: Sequence[int], groups: int) -> Tensor:
     """``F.conv2d`` whose backward sends down the transposed convolution of ``δ`` with ``B`` (not ``W``)."""
     input, padding = _explicit_padding(input, weight, padding, dilation)
+    input, weight, bias, feedback = _autocast(input, weight, bias, feedback)
     return _FeedbackConv2d.apply(input, weight, bias, feedback, stride, padding, dilation, groups)
 
 
 def dfa_conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor], rule: Any,
                stride: Sequence[int], padding: Any, dilation: Sequence[int], groups: int) -> Tensor:
-    """``F.conv2d`` whose backward sends ``rule.project_error(input.shape)`` (``B·e``) down to ``input``."""
+    """``F.conv2d`` whose backward sends ``rule.project_error(input)`` (``B·e``) down to ``input``."""
     input, padding = _explicit_padding(input, weight, padding, dilation)
+    input, weight, bias = _autocast(input, weight, bias)
     return _DFAConv2d.apply(input, weight, bias, rule, stride, padding, dilation, groups)

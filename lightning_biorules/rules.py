@@ -293,23 +293,23 @@ class DirectFeedbackAlignment(FeedbackRule):
         self.register_buffer("matrix", torch.empty(0, device=weight.device, dtype=weight.dtype))
         self.tap: Optional[ErrorTap] = None
 
-    def project_error(self, input_shape: Sequence[int]) -> Tensor:
-        """``B·e`` reshaped to ``input_shape`` (called from the backward pass)."""
+    def project_error(self, input: Tensor) -> Tensor:
+        """``B·e`` shaped and typed like the layer's ``input`` (called from the backward pass)."""
         if self.tap is None:
             raise RuntimeError("dfa rule is not connected to an output error tap; convert with apply_rules().")
         error = self.tap.read()
-        error = error.reshape(error.shape[0], -1)
-        per_sample = math.prod(input_shape[1:])
+        error = error.reshape(error.shape[0], -1).to(self.matrix.dtype)  # the matrix keeps the weight's dtype
+        per_sample = math.prod(input.shape[1:])
         if self.matrix.numel() == 0:
             # Drawn as [per_sample, dim(e)] so that xavier/kaiming see fan_in = dim(e) and fan_out = input size.
-            self.matrix = self.draw((per_sample, error.shape[1]), error.device, error.dtype).t().contiguous()
+            self.matrix = self.draw((per_sample, error.shape[1]), error.device, self.matrix.dtype).t().contiguous()
         if self.matrix.shape != (error.shape[1], per_sample):
             raise RuntimeError(
                 f"dfa feedback matrix has shape {tuple(self.matrix.shape)} but this pass needs "
                 f"{(error.shape[1], per_sample)} (output error size, per-sample input size); input sizes must "
                 "stay fixed under dfa."
             )
-        return error.mm(self.matrix).reshape(input_shape)
+        return error.mm(self.matrix).reshape(input.shape).to(input.dtype)
 
     def linear(self, input: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
         if not torch.is_grad_enabled():

@@ -302,3 +302,19 @@ def test_third_party_rule_registers_and_trains():
     x, delta = torch.randn(4, 3), torch.randn(4, 2)
     grad_x, _ = _grads(layer, x, delta)
     torch.testing.assert_close(grad_x, delta @ (0.5 * layer.weight.detach()))
+
+
+@pytest.mark.parametrize("rule", ["fa", "usf", "brsf", "frsf", "dfa"])
+def test_rules_under_bf16_autocast(rule):
+    """Mixed precision: the rule's op runs in the autocast dtype, parameter gradients come back in float32."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    apply_rules(net, rule)
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x)
+        assert out.dtype == torch.bfloat16
+        F.cross_entropy(out.float(), torch.tensor([0, 2])).backward()
+    assert x.grad.dtype == torch.float32 and torch.isfinite(x.grad).all()
+    for p in net.parameters():
+        assert p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all()
