@@ -40,3 +40,9 @@ def build_backbone(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
 register_backbone("resnet20")(resnet20)
 register_backbone("simple_cnn")(SimpleCNN)
 register_backbone("macro")(MacroNet)
+
+from lightning_biorules.models.darts import DartsNet  # noqa: E402
+from lightning_biorules.models.nb201 import NB201Net  # noqa: E402
+
+register_backbone("nb201")(NB201Net)
+register_backbone("darts")(DartsNet)
