@@ -6,11 +6,13 @@ from typing import Any, Callable, Dict, List, TypeVar
 
 from torch import nn
 
+from lightning_biorules.models.darts import DartsNet
 from lightning_biorules.models.macro import MACRO_OPS, MacroNet
+from lightning_biorules.models.nb201 import NB201Net
 from lightning_biorules.models.resnet import CifarResNet, resnet20
 from lightning_biorules.models.simple import SimpleCNN
 
-__all__ = ["MACRO_OPS", "MacroNet", "CifarResNet", "SimpleCNN", "available_backbones", "build_backbone", "register_backbone", "resnet20"]
+__all__ = ["MACRO_OPS", "CifarResNet", "DartsNet", "MacroNet", "NB201Net", "SimpleCNN", "available_backbones", "build_backbone", "register_backbone", "resnet20"]
 
 _BACKBONES: Dict[str, Callable[..., nn.Module]] = {}
 F = TypeVar("F", bound=Callable[..., nn.Module])
@@ -40,9 +42,5 @@ def build_backbone(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
 register_backbone("resnet20")(resnet20)
 register_backbone("simple_cnn")(SimpleCNN)
 register_backbone("macro")(MacroNet)
-
-from lightning_biorules.models.darts import DartsNet  # noqa: E402
-from lightning_biorules.models.nb201 import NB201Net  # noqa: E402
-
 register_backbone("nb201")(NB201Net)
 register_backbone("darts")(DartsNet)
