@@ -219,56 +219,79 @@ def test_check_evaluator_arguments_accepts_plain_values():
 
 
 # ---------------------------------------------------------------------------------------------
-# 6. regularized evolution mutating exactly one choice
+# 6. Ctrl-C during run()
 # ---------------------------------------------------------------------------------------------
-def _children(strategy_cls, n: int = 30) -> tuple[dict, list[dict]]:
-    from nni.nas.execution import SequentialExecutionEngine
-    from nni.nas.space import SimplifiedModelSpace
-    from nni.nas.strategy.evolution import Individual
-
-    space = SimplifiedModelSpace.from_model(MacroSearchSpace())
-    strategy = strategy_cls(population_size=1, sample_size=1, dedup=False, seed=0)
-    strategy.initialize(space, SequentialExecutionEngine())
-    parent = dict(space.random(random_state=np.random.RandomState(3)).sample)
-    strategy._population.append(Individual(parent, 0.5))
-    return parent, [dict(strategy.new_individual().sample) for _ in range(n)]
+def _interrupting_evaluator(model):
+    raise KeyboardInterrupt
 
 
-def _distance(a: dict, b: dict) -> int:
-    return sum(a[k] != b[k] for k in a)
+def _sequential_experiment(tmp_path, evaluator):
+    from nni.nas.evaluator import FunctionalEvaluator
+    from nni.nas.experiment import NasExperiment, NasExperimentConfig
+    from nni.nas.strategy import Random
+
+    config = NasExperimentConfig("sequential", "simplified")
+    config.max_trial_number = 3
+    config.experiment_working_directory = str(tmp_path / "exps")
+    return NasExperiment(MacroSearchSpace(layers_per_stage=1, channels=(8,)), FunctionalEvaluator(evaluator),
+                         Random(seed=0), config)
 
 
-def test_stock_regularized_evolution_children_often_equal_parent():
-    from nni.nas.strategy import RegularizedEvolution
+def test_experiment_run_swallows_keyboard_interrupt(tmp_path):
+    exp = _sequential_experiment(tmp_path, _interrupting_evaluator)
+    with nni_compat.nni_home(tmp_path, set_home_env=False):
+        assert exp.run() is None  # no exception: the caller cannot tell it from a finished run
+    assert [m.status.value for m in exp.strategy.list_models(sort=False)] == ["interrupted"]
 
-    parent, children = _children(RegularizedEvolution)
-    assert any(_distance(parent, child) == 0 for child in children)
 
-
-def test_single_mutation_children_differ_in_exactly_one_label():
-    parent, children = _children(nni_compat.SingleMutationRegularizedEvolution)
-    assert all(_distance(parent, child) == 1 for child in children)
-    changed = {next(k for k in parent if parent[k] != child[k]) for child in children}
-    assert len(changed) > 3  # the mutated label varies
+def test_run_experiment_reraises_keyboard_interrupt(tmp_path):
+    exp = _sequential_experiment(tmp_path, _interrupting_evaluator)
+    with nni_compat.nni_home(tmp_path, set_home_env=False):
+        with pytest.raises(KeyboardInterrupt):
+            nni_compat.run_experiment(exp)
+    finished = _sequential_experiment(tmp_path, _trivial_evaluator)
+    with nni_compat.nni_home(tmp_path, set_home_env=False):
+        try:
+            nni_compat.run_experiment(finished)  # a normal run returns quietly
+        finally:
+            nni_compat.stop_experiment(finished)
+    assert len(list(finished.strategy.list_models(sort=False))) == 3
 
 
 # ---------------------------------------------------------------------------------------------
 # 2-5 together on the 'ts' engine: Node manager, trial subprocess, stop
 # ---------------------------------------------------------------------------------------------
-PROBE = '''
-import json, os, sys
+PROBE = """
+import hashlib, json, os
 import nni
+import nni.trial
+from lightning_biorules.nas import nni_compat
 
-def probe(model, out: str):
-    with open(out, "w") as fh:
+def score(sample):
+    return int(hashlib.md5(json.dumps(sample, sort_keys=True).encode()).hexdigest()[:6], 16) / 2 ** 24
+
+def probe(model, out: str, adopt: bool):
+    delivered = dict(nni.trial._params["parameters"].sample)
+    submitted = nni_compat.adopt_submitted_parameter() if adopt else None
+    if submitted is not None:
+        model = submitted.executable_model()
+    trained = dict(nni.get_current_parameter().sample)
+    with open(os.path.join(out, nni.get_trial_id() + ".json"), "w") as fh:
         json.dump({"cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "home": os.environ.get("HOME"),
-                   "arch": model.arch}, fh)
-    nni.report_final_result(0.75)
-'''
+                   "delivered": delivered, "trained": trained, "arch": model.arch}, fh)
+    nni.report_final_result(score(trained))
+"""
+
+
+def _rest(port: int, endpoint: str):
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://localhost:{port}/api/v1/nni/{endpoint}", timeout=5) as response:
+        return json.loads(response.read().decode())
 
 
 @pytest.mark.slow
-def test_ts_engine_cpu_trial_env_registry_and_stop(tmp_path, monkeypatch):
+def test_ts_engine_cpu_trials_env_registry_stop_and_parameter_swap(tmp_path, monkeypatch):
     from nni.nas.evaluator import FunctionalEvaluator
     from nni.nas.experiment import NasExperiment, NasExperimentConfig
     from nni.nas.strategy import Random
@@ -279,37 +302,130 @@ def test_ts_engine_cpu_trial_env_registry_and_stop(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(module_dir))
     import nni_probe_module
 
-    home = tmp_path / "home"
-    out = tmp_path / "probe.json"
+    home, out = tmp_path / "home", tmp_path / "probes"
+    out.mkdir()
     real_home = os.environ.get("HOME", "")
     real_registry = Path(nnictl_config_utils.NNI_HOME_DIR) / ".experiment"
 
-    config = nni_compat.configure_local_cpu(NasExperimentConfig("ts", "simplified", "local"))
+    config = nni_compat.configure_local_cpu(NasExperimentConfig("ts", "simplified", "local"), trial_concurrency=2)
     nni_compat.set_trial_env(
         config, {"HOME": real_home, "PYTHONPATH": os.pathsep.join([str(module_dir), str(REPO)])}
     )
-    config.max_trial_number = 1
+    # make the race of 8. deterministic: the first trial job starts its process 5 s after the second,
+    # so the second asks for a parameter first and NNI hands it the first job's
+    config._trial_command_params["envs"] += " NNI_PROBE_DELAY=$(sleep $((5 * (1 - NNI_TRIAL_SEQ_ID))))"
+    config.max_trial_number = 2
     config.experiment_working_directory = str(tmp_path / "exps")
-    evaluator = FunctionalEvaluator(nni_probe_module.probe, out=str(out))
+    evaluator = FunctionalEvaluator(nni_probe_module.probe, out=str(out), adopt=True)
     exp = NasExperiment(MacroSearchSpace(layers_per_stage=1, channels=(8,)), evaluator, Random(seed=0), config)
 
+    port = nni_compat.free_port()
     with nni_compat.nni_home(home):
         try:
-            exp.run(port=nni_compat.free_port())
-            metrics = [m.metric for m in exp.strategy.list_models(sort=False)]
+            exp.run(port=port)
+            models = list(exp.strategy.list_models(sort=False))
+            jobs = _rest(port, "trial-jobs")
             # NNI leaves the Node manager (and web UI) running after run() returns
             assert _node_managers(exp.id), "expected the NNI manager to still run after run()"
         finally:
             nni_compat.stop_experiment(exp)
 
-    assert metrics == [0.75]
     assert _node_managers(exp.id) == []
-    probe = json.loads(out.read_text())
-    assert probe["cuda"] == ""  # trial_gpu_number = 0: the trial sees no GPU
-    assert probe["home"] == real_home  # set_trial_env gave the trial the real HOME back
+    probes = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
+    assert len(probes) == 2
+    for probe in probes.values():
+        assert probe["cuda"] == ""  # trial_gpu_number = 0: the trial sees no GPU
+        assert probe["home"] == real_home  # set_trial_env gave the trial the real HOME back
+        # 8.: NNI delivered the other job's model; the trial ran the one its job was submitted with
+        assert probe["delivered"] != probe["trained"]
+        assert {k: probe["arch"][k] for k in probe["trained"]} == probe["trained"]
+    # so the web UI's hyper-parameters, metrics and statuses describe the model each trial trained
+    for job in jobs:
+        record = json.loads(job["hyperParameters"][0])
+        assert record["parameters"]["sample"] == probes[job["trialJobId"]]["trained"]
+        assert job["status"] == "SUCCEEDED"
+        final = float(json.loads(job["finalMetricData"][0]["data"]))
+        assert final == nni_probe_module.score(record["parameters"]["sample"])
+    assert len(models) == 2
+    for model in models:
+        assert model.status.value == "trained" and model.metric == nni_probe_module.score(model.sample)
     registry = json.loads((home / "nni-experiments" / ".experiment").read_text())
     assert registry[exp.id]["status"] == "STOPPED"
     if real_registry.exists():
         assert exp.id not in real_registry.read_text()
     # stopping twice is harmless
     nni_compat.stop_experiment(exp)
+
+
+def test_adopt_submitted_parameter_outside_a_ts_trial_is_a_no_op(monkeypatch):
+    monkeypatch.delenv("NNI_TRIAL_COMMAND_CHANNEL", raising=False)
+    assert nni_compat.adopt_submitted_parameter() is None
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. the Node manager (and trials) of a killed Python process
+# ---------------------------------------------------------------------------------------------
+ORPHAN_SCRIPT = """
+import sys
+from nni.nas.evaluator import FunctionalEvaluator
+from nni.nas.experiment import NasExperiment, NasExperimentConfig
+from nni.nas.strategy import Random
+from lightning_biorules.nas import nni_compat
+from lightning_biorules.nas.search import evaluate_candidate
+from lightning_biorules.nas.space import MacroSearchSpace
+
+exp_id, work, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+config = nni_compat.configure_local_cpu(NasExperimentConfig("ts", "simplified", "local"))
+nni_compat.set_trial_env(config, {"PYTHONPATH": sys.argv[4]})
+config.max_trial_number = 1
+config.experiment_working_directory = work + "/exps"
+evaluator = FunctionalEvaluator(evaluate_candidate, data={}, trainer={})
+exp = NasExperiment(MacroSearchSpace(layers_per_stage=1, channels=(8,)), evaluator, Random(seed=0), config, id=exp_id)
+with nni_compat.nni_home(work):
+    exp.run(port=port)
+"""
+
+
+def _trial_processes(experiment_id: str) -> list[int]:
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("NNI_EXP_ID") == experiment_id and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_killed_python_leaves_manager_and_trials_running_until_stop_orphaned_managers(tmp_path):
+    import signal
+
+    exp_id = "orphan" + str(os.getpid())[-4:]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_SCRIPT, exp_id, str(tmp_path), str(nni_compat.free_port()), str(REPO)],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(lambda: _trial_processes(exp_id), 60, "the trial process")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    # nobody called stop(): the manager and its trial live on
+    assert _node_managers(exp_id) and _trial_processes(exp_id)
+    stopped = nni_compat.stop_orphaned_managers(exp_id)
+    assert stopped and _node_managers(exp_id) == [] and _trial_processes(exp_id) == []
+    assert nni_compat.stop_orphaned_managers(exp_id) == []  # nothing left: a no-op

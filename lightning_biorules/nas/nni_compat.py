@@ -20,25 +20,39 @@ fails without it.
 4. :func:`stop_experiment` / :func:`nni_manager_processes` -- ``NasExperiment.run()`` does not
    stop the experiment when it returns normally (nor when it raises anything but
    ``KeyboardInterrupt``), leaving the Node manager and web UI running; stop it and make sure
-   the Node process group is gone.
+   the Node process group, and any trial of the experiment, is gone.
 5. :func:`check_evaluator_arguments` -- ``nni.load`` strips ``//`` and ``#`` "comments"; in the
    'ts' engine's websocket messages the evaluator arguments sit in a JSON string inside JSON
    (escaped quotes), where a ``//`` (a path like ``/data//cifar10``, base64 of a pickled tensor)
    or ``#`` cuts the message: ``JSONDecodeError: Unterminated string``, the command is dropped
    and the experiment can hang. Evaluator arguments are restricted to plain JSON values that
    survive that nested round trip (``run_search`` also normalises its paths).
-6. :class:`SingleMutationRegularizedEvolution` -- ``RegularizedEvolution`` mutates every label
-   independently with ``mutation_prob`` (default 0.05): with a few labels most children equal
-   their parent and the dedup retries churn. This subclass mutates exactly one label to a
-   different value (NAS-Bench-201's reference evolution).
+6. :func:`run_experiment` -- ``Experiment.run()`` catches ``KeyboardInterrupt`` (Ctrl-C), stops
+   the experiment and returns ``None`` as if nothing happened, so the caller would go on and
+   report a half-done search as finished; re-raise it.
+7. :func:`stop_orphaned_managers` -- when the Python process that ran a 'ts' experiment is
+   killed (``kill -9``, OOM), its Node manager and the running trials keep going (the manager
+   runs in its own process group and nobody calls ``stop``); find them by experiment id and
+   end the whole process tree.
+8. :func:`adopt_submitted_parameter` -- with ``trial_concurrency > 1`` the local training
+   service (``nni_node/training_service/v3/compat.js``) queues the parameters of new trial jobs
+   in one FIFO and hands the head to whichever trial process *asks first*, while the job keeps
+   the parameter it was submitted with. Trials that start together can swap models: a job's
+   hyper-parameters in the web UI / REST API are not the model it trained, its metrics (sent
+   with the delivered parameter id) land on the other model, and its end status on the wrong
+   one. A trial calls this first: it reads its own job's submitted parameter from the manager's
+   REST API and, if NNI delivered another one, makes the submitted one current (metrics then
+   carry its id) and returns it to be trained instead.
 
-Nothing else in the package touches NNI internals.
+Not workarounds, so not here: the strategies of :mod:`lightning_biorules.nas.strategies` (the
+one-choice mutation of NAS-Bench-201's evolution, non-aging evolution, journal replay) extend
+NNI's strategy classes and middleware interface the way NNI's own strategies do. Nothing else in
+the package touches NNI internals.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import os
@@ -59,18 +73,19 @@ with warnings.catch_warnings():
     from nni.nas.nn.pytorch import ModelSpace
 
 from nni.nas.space import model_context
-from nni.nas.strategy import RegularizedEvolution
 
 __all__ = [
     "FreezableModelSpace",
-    "SingleMutationRegularizedEvolution",
+    "adopt_submitted_parameter",
     "check_evaluator_arguments",
     "configure_local_cpu",
     "free_port",
     "set_trial_env",
     "nni_home",
     "nni_manager_processes",
+    "run_experiment",
     "stop_experiment",
+    "stop_orphaned_managers",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -267,6 +282,61 @@ def _kill_group(pid: int, timeout: float = 10.0) -> None:
             time.sleep(0.1)
 
 
+def _experiment_processes(experiment_id: str) -> list[int]:
+    """PIDs of the processes of ``experiment_id``: its Node managers, everything they started, and
+    trials whose manager is already gone (NNI gives trials ``NNI_EXP_ID`` in their environment)."""
+    import psutil
+
+    pids: set[int] = set()
+    for pid in nni_manager_processes(experiment_id):
+        pids.add(pid)
+        with contextlib.suppress(psutil.Error):
+            pids.update(child.pid for child in psutil.Process(pid).children(recursive=True))
+    own = os.getpid()
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid == own or proc.pid in pids:
+            continue
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get("NNI_EXP_ID") == experiment_id:
+                pids.add(proc.pid)
+                pids.update(child.pid for child in proc.children(recursive=True))
+    return sorted(pids)
+
+
+def _kill_processes(pids: list[int], timeout: float = 10.0) -> None:
+    """SIGTERM ``pids``, then SIGKILL whatever is left after ``timeout`` seconds; reaps nothing
+    it did not start."""
+    import psutil
+
+    procs = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            procs.append(psutil.Process(pid))
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=timeout)
+
+
+def stop_orphaned_managers(experiment_id: str, timeout: float = 10.0) -> list[int]:
+    """End the Node manager(s) of ``experiment_id`` whose Python process is gone, with their
+    trials (the whole process tree, plus trials carrying ``NNI_EXP_ID=experiment_id``).
+
+    NNI starts the manager in its own process group and only ``Experiment.stop()`` ends it: after
+    a ``kill -9`` of the Python side, the web UI and the running trials go on forever. Returns the
+    PIDs that were signalled.
+    """
+    pids = _experiment_processes(experiment_id)
+    if pids:
+        _logger.warning("ending %d leftover process(es) of NNI experiment %s: %s", len(pids), experiment_id, pids)
+        _kill_processes(pids, timeout=timeout)
+    return pids
+
+
 def stop_experiment(experiment, timeout: float = 30.0) -> None:
     """Stop ``experiment`` (a ``NasExperiment``) and make sure its Node manager is gone.
 
@@ -292,9 +362,10 @@ def stop_experiment(experiment, timeout: float = 30.0) -> None:
         with contextlib.suppress(Exception):
             proc.wait(timeout=5)  # reap
     if exp_id is not None:
-        for other in nni_manager_processes(exp_id):
-            _logger.warning("killing leftover NNI manager pid %d of experiment %s", other, exp_id)
-            _kill_group(other)
+        leftovers = _experiment_processes(str(exp_id))
+        if leftovers:
+            _logger.warning("killing leftover processes %s of NNI experiment %s", leftovers, exp_id)
+            _kill_processes(leftovers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,40 +421,66 @@ def check_evaluator_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# 6. regularized evolution that mutates exactly one choice
+# 6. Ctrl-C must not look like a finished experiment
 # ---------------------------------------------------------------------------------------------
-class SingleMutationRegularizedEvolution(RegularizedEvolution):
-    """``RegularizedEvolution`` whose child differs from its tournament winner in exactly one
-    label, re-drawn among the *other* values of that label (NAS-Bench-201's reference
-    evolution). Same arguments as the parent class except that ``mutation_prob`` is ignored.
+def run_experiment(experiment, port: int | None = None) -> None:
+    """``experiment.run()`` (``run(port=port)`` when a port is given) that re-raises Ctrl-C.
+
+    NNI 3.0's ``Experiment.run`` catches ``KeyboardInterrupt``, stops the experiment and returns
+    ``None`` (it returns ``True``/``False`` when it ran to the end), so an interrupted search
+    would carry on as if it had finished. Raises ``KeyboardInterrupt`` in that case.
     """
+    completed = experiment.run() if port is None else experiment.run(port=port)
+    if completed is None:
+        raise KeyboardInterrupt(f"NNI experiment {getattr(experiment, 'id', '?')} was interrupted")
 
-    def extra_repr(self) -> str:
-        return super().extra_repr().replace(f"mutation_prob={self.mutation_prob}", "mutation=one_choice")
 
-    def new_individual(self):
-        from nni.mutable import Categorical, MutableAnnotation
+# ---------------------------------------------------------------------------------------------
+# 8. concurrent trials can swap parameters on the local training service
+# ---------------------------------------------------------------------------------------------
+def _submitted_parameter(channel_url: str, trial_id: str, timeout: float) -> Any:
+    """The ParameterRecord the manager recorded for ``trial_id`` (its REST API shares the port
+    of the trial command channel, ``http://localhost:PORT/env/...``)."""
+    import urllib.parse
+    import urllib.request
 
-        parent = self.best_parent()
-        space = self.model_space.simplify()
-        keys = [
-            key
-            for key, mutable in space.items()
-            if not isinstance(mutable, MutableAnnotation)
-            and not (isinstance(mutable, Categorical) and len(mutable.values) < 2)
-        ]
-        sample = copy.copy(parent)
-        if keys:
-            key = keys[self._random_state.randint(len(keys))]
-            mutable = space[key]
-            if isinstance(mutable, Categorical):
-                others = [v for v in mutable.values if v != parent[key]]
-                sample[key] = others[self._random_state.randint(len(others))]
-            else:  # pragma: no cover - numerical labels are not used by this project
-                sample[key] = mutable.random(random_state=self._random_state)
-        if self._dedup_helper is not None:
-            self._dedup_helper.dedup(sample)
-        model = self.model_space.freeze(sample)
-        self._individual_counter += 1
-        _logger.info("[Individual %4d] Mutated: %s", self._individual_counter, sample)
-        return model
+    base = urllib.parse.urlsplit(channel_url)
+    url = f"{base.scheme}://{base.netloc}/api/v1/nni/trial-jobs/{urllib.parse.quote(trial_id)}"
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        job = json.loads(response.read().decode())
+    parameters = job.get("hyperParameters") or []
+    if len(parameters) != 1:
+        raise ValueError(f"trial job {trial_id} has {len(parameters)} parameters")
+    return nni.load(parameters[0])  # what the trial command channel does with a delivered one
+
+
+def adopt_submitted_parameter(timeout: float = 10.0) -> Any | None:
+    """In a 'ts' trial: the model NNI *submitted* for this trial job when the training service
+    delivered another one (see 8. above), else ``None``.
+
+    When they differ, the submitted ``ParameterRecord`` becomes ``nni``'s current parameter, so
+    ``nni.get_current_parameter()`` and every ``nni.report_*_result`` refer to it. Outside a
+    trial of the local training service (sequential engine, plain calls) this is a no-op, and it
+    gives up (``None``, with a warning) when the manager cannot be asked.
+    """
+    import nni.trial
+
+    channel = os.environ.get("NNI_TRIAL_COMMAND_CHANNEL", "")
+    trial_id = os.environ.get("NNI_TRIAL_JOB_ID", "")
+    delivered = nni.trial._params
+    if not channel.startswith("http") or not trial_id or not delivered:
+        return None
+    try:
+        submitted = _submitted_parameter(channel, trial_id, timeout)
+    except Exception as exc:  # the trial can still run what it got
+        _logger.warning("cannot check the parameter of trial %s with the NNI manager: %s", trial_id, exc)
+        return None
+    if submitted.get("parameter_id") == delivered.get("parameter_id"):
+        return None
+    _logger.warning(
+        "trial %s was delivered parameter %s but submitted with parameter %s (NNI 3.0 race between "
+        "concurrent trials); running the submitted one", trial_id, delivered.get("parameter_id"),
+        submitted.get("parameter_id"),
+    )
+    nni.trial._params = submitted
+    return submitted["parameters"]
