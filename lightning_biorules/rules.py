@@ -159,8 +159,11 @@ class FeedbackRule(nn.Module):
 
     def draw(self, shape: Sequence[int], device: torch.device, dtype: torch.dtype, offset: int = 0) -> Tensor:
         """A random tensor from the rule's initializer, determined by ``(seed, offset)``."""
-        tensor = torch.empty(tuple(shape), device=device, dtype=dtype)
-        generator = _seeded_generator(device, int(self.seed) + 0x9E3779B97F4A7C15 * offset)
+        return self.fill_(torch.empty(tuple(shape), device=device, dtype=dtype), offset)
+
+    def fill_(self, tensor: Tensor, offset: int = 0) -> Tensor:
+        """Overwrite ``tensor`` in place with the draw determined by ``(seed, offset)``."""
+        generator = _seeded_generator(tensor.device, int(self.seed) + 0x9E3779B97F4A7C15 * offset)
         return INITIALIZERS[self.init](tensor, generator)
 
     def linear(self, input: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
@@ -268,8 +271,7 @@ class BatchwiseRandomSignFeedback(MatrixFeedbackRule):
         """Draw a new ``|R_t|`` (called once per training batch)."""
         self.step += 1
         with torch.no_grad():
-            self.magnitude.copy_(self.draw(self.magnitude.shape, self.magnitude.device, self.magnitude.dtype,
-                                           offset=int(self.step)).abs_())
+            self.fill_(self.magnitude, offset=int(self.step)).abs_()
 
     def feedback_matrix(self, weight: Tensor) -> Tensor:
         if self.training:
