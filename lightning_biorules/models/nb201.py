@@ -29,6 +29,8 @@ from typing import Mapping, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from lightning_biorules.models.darts import ReLUConvBN, Zero
+
 __all__ = ["NB201_EDGES", "NB201_OPS", "NB201_CONV_OPS", "NB201Cell", "NB201Net", "nb201_cell_ops"]
 
 #: Candidate ops of every edge (NAS-Bench-201's five).
@@ -41,32 +43,10 @@ NB201_EDGES: tuple[str, ...] = ("1<-0", "2<-0", "2<-1", "3<-0", "3<-1", "3<-2")
 CellOps = Union[Sequence[str], Mapping[str, str]]
 
 
-class ReLUConvBN(nn.Module):
-    """ReLU - Conv2d - BN (NAS-Bench-201's ``nor_conv_*`` and the basic block's convs)."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
-        super().__init__()
-        self.op = nn.Sequential(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(c_out),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.op(x)
-
-
-class Zero(nn.Module):
-    """The ``none`` op: a zero tensor of the input's shape (keeps the graph connected)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.mul(0.0)
-
-
 def build_nb201_op(op: str, channels: int) -> nn.Module:
     """One edge op of a cell (stride 1, ``channels`` in and out)."""
     if op == "none":
-        return Zero()
+        return Zero(stride=1)
     if op == "skip_connect":
         return nn.Identity()
     if op == "nor_conv_1x1":

@@ -50,7 +50,7 @@ from ..models.darts import (
 )
 from .nb201_space import add_choice
 from .nni_compat import FreezableModelSpace
-from .space import _check_rules, _default_rules
+from .space import check_choice_sets
 
 __all__ = [
     "CELL_TYPES",
@@ -127,12 +127,7 @@ class DartsSearchSpace(FreezableModelSpace):
         num_classes: int = 10,
     ) -> None:
         super().__init__()
-        ops = [str(o) for o in ops]
-        bad = [o for o in ops if o not in DARTS_OPS]
-        if bad or not ops:
-            raise ValueError(f"unknown/empty op choice set {bad or ops}; expected a subset of {list(DARTS_OPS)}")
-        rules = _check_rules(_default_rules() if rules is None else rules)
-        end_rule = _check_rules([end_rule])[0]
+        ops, rules, end_rule = check_choice_sets(ops, DARTS_OPS, rules, end_rule)
         self.C, self.layers = int(C), int(layers)
         self.rule_sharing = _check_sharing(str(rule_sharing))
         self.op_choices = tuple(ops)

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from ..models.nb201 import NB201_CONV_OPS, NB201_EDGES, NB201_OPS, NB201Net, nb201_cell_ops
 from .nni_compat import FreezableModelSpace
-from .space import _check_rules, _default_rules
+from .space import check_choice_sets
 
 __all__ = ["NB201SearchSpace", "RuleSharing", "add_choice", "arch_from_config", "arch_to_config", "rule_label"]
 
@@ -115,12 +115,7 @@ class NB201SearchSpace(FreezableModelSpace):
         num_classes: int = 10,
     ) -> None:
         super().__init__()
-        ops = [str(o) for o in ops]
-        bad = [o for o in ops if o not in NB201_OPS]
-        if bad or not ops:
-            raise ValueError(f"unknown/empty op choice set {bad or ops}; expected a subset of {list(NB201_OPS)}")
-        rules = _check_rules(_default_rules() if rules is None else rules)
-        end_rule = _check_rules([end_rule])[0]
+        ops, rules, end_rule = check_choice_sets(ops, NB201_OPS, rules, end_rule)
         self.C, self.N = int(C), int(N)
         self.rule_sharing = _check_sharing(str(rule_sharing))
         self.op_choices = tuple(ops)

@@ -52,6 +52,19 @@ def _check_rules(rules: Sequence[str]) -> list[str]:
     return rules
 
 
+def check_choice_sets(
+    ops: Sequence[str], valid_ops: Sequence[str], rules: Sequence[str] | None, end_rule: str
+) -> tuple[list[str], list[str], str]:
+    """Validate a space's op choices (a non-empty subset of ``valid_ops``), its rule choices (``None``: every
+    registered rule) and its fixed end rule; ``ValueError`` names the bad values and the valid ones."""
+    ops = [str(o) for o in ops]
+    bad = [o for o in ops if o not in valid_ops]
+    if bad or not ops:
+        raise ValueError(f"unknown/empty op choice set {bad or ops}; expected a subset of {list(valid_ops)}")
+    rules = _check_rules(_default_rules() if rules is None else rules)
+    return ops, rules, _check_rules([end_rule])[0]
+
+
 class MacroSearchSpace(FreezableModelSpace):
     """Search space: ``op_{i}`` and ``rule_{i}`` for each of ``len(channels) * layers_per_stage``
     layers (plus ``rule_stem`` / ``rule_classifier`` when ``search_ends``).
@@ -81,12 +94,7 @@ class MacroSearchSpace(FreezableModelSpace):
         num_classes: int = 10,
     ) -> None:
         super().__init__()
-        ops = [str(o) for o in ops]
-        bad = [o for o in ops if o not in MACRO_OPS]
-        if bad or not ops:
-            raise ValueError(f"unknown/empty op choice set {bad or ops}; expected a subset of {list(MACRO_OPS)}")
-        rules = _check_rules(_default_rules() if rules is None else rules)
-        end_rule = _check_rules([end_rule])[0]
+        ops, rules, end_rule = check_choice_sets(ops, MACRO_OPS, rules, end_rule)
         channels = [int(c) for c in channels]
         num_layers = int(layers_per_stage) * len(channels)
         if num_layers < 1:
