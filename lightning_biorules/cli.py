@@ -60,6 +60,7 @@ def run_lightning_cli(args: Optional[List[str]] = None) -> BioRulesCLI:
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
         trainer_defaults={
+            "max_epochs": 200,  # the usual CIFAR ResNet schedule; the cosine LR anneals over it
             "callbacks": [ModelCheckpoint(monitor="val_acc", mode="max", save_last=True,
                                           filename="{epoch}-{val_acc:.4f}")],
         },
