@@ -247,7 +247,7 @@ def report(row: Dict[str, Any], trial_seconds: float) -> List[str]:
         lines.append(f"  (trials trained {mean_fit:.0f} s instead of ~{trial_seconds:.0f} s; this per-trial overhead "
                      f"would be {100 * row['overhead_per_trial_s'] / trial_seconds:.1f}% of {trial_seconds:.0f} s trials)")
     if row["journal_trial_s"]:
-        lines.append(f"  (the search's own per-trial durations, training plus set-up: "
+        lines.append("  (the search's own per-trial durations, training plus set-up: "
                      + ", ".join(f"{s:.1f}" for s in row["journal_trial_s"]) + " s)")
     if row["engine"] == "sequential":
         if trial_seconds >= TARGET_TRIAL_SECONDS * 0.9:

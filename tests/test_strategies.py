@@ -306,7 +306,6 @@ def test_sample_key_is_canonical():
 
 def test_strategies_module_does_not_patch_nni():
     # the one-choice operator is a feature of this package, not an NNI workaround
-    from lightning_biorules.nas import nni_compat
 
     assert not hasattr(nni_compat, "SingleMutationRegularizedEvolution")
     assert strategies.OneChoiceMutation.mutation == "one_choice"

@@ -47,11 +47,12 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Literal, Mapping, Optional, Protocol, Sequence
+from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Protocol, Sequence
 
 import yaml
 
 from . import nni_compat, strategies
+from .report import export_top_k
 
 __all__ = [
     "FAULT_ENV",
@@ -486,35 +487,6 @@ def _dump_yaml(config: Mapping[str, Any], path: Path, header: Sequence[str]) -> 
     path.write_text(text)
 
 
-def _export_top_k(
-    result: SearchResult, top_k: int, out_dir: Path, final_config: Callable[[Dict[str, Any]], Dict[str, Any]]
-) -> List[str]:
-    """``out_dir/rank{i}.yaml`` for the best ``top_k`` successful trials: with
-    :func:`lightning_biorules.nas.report.export_top_k` when that module is there (and works for
-    this space), else written here from the space's own ``to_config``."""
-    try:
-        from .report import export_top_k
-    except ImportError:
-        export_top_k = None
-    if export_top_k is not None:
-        try:
-            return [str(p) for p in export_top_k(result, top_k, out_dir)]
-        except Exception:
-            _logger.warning("report.export_top_k failed; writing the top-%d configs here", top_k, exc_info=True)
-    ranked = sorted((t for t in result.trials if t.succeeded), key=lambda t: (-float(t.accuracy), t.index))[:top_k]
-    paths = []
-    for rank, trial in enumerate(ranked, start=1):
-        path = out_dir / f"rank{rank}.yaml"
-        header = [
-            f"biorules search: rank {rank} of {len(ranked)} (top {top_k}) in search {result.experiment_id}",
-            f"trial {trial.index} of {len(result.trials)}: val_acc {float(trial.accuracy):.4f}",
-            f"train it: biorules fit --config {path.name}",
-        ]
-        _dump_yaml(final_config(trial.arch), path, header)
-        paths.append(str(path))
-    return paths
-
-
 def _process_alive(pid: int, create_time: Optional[float]) -> bool:
     import psutil
 
@@ -886,7 +858,7 @@ def _finish(
         space_options=dict(space_options),
         journal=str(journal),
     )
-    result.top_yamls = _export_top_k(result, top_k, work / "top", final_config)
+    result.top_yamls = [str(path) for path in export_top_k(result, top_k, work / "top")]
     (work / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2))
     _logger.info("best val_acc %.4f: %s -> %s", result.best_accuracy, best_arch, out_path)
     return result
