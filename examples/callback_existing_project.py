@@ -39,7 +39,7 @@ class MyClassifier(L.LightningModule):
         self.log("val_acc", (self(x).argmax(1) == y).float().mean(), prog_bar=True)
 
     def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
+        return torch.optim.SGD(self.parameters(), lr=0.01, momentum=0.9)
 
 
 if __name__ == "__main__":
