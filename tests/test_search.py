@@ -344,6 +344,23 @@ def test_nb201_space_with_non_aging_evolution(cifar10_root, cache_dir, tmp_path)
         ImageClassifier(num_classes=10, **yaml.safe_load(Path(path).read_text())["model"])
 
 
+@pytest.mark.slow
+def test_darts_space_with_regularized_evolution(cifar10_root, cache_dir, tmp_path):
+    from lightning_biorules import rule_map
+    from lightning_biorules.module import ImageClassifier
+
+    options = {"C": 4, "layers": 3, "rules": ["bp", "usf", "dfa"]}
+    result = run_search(str(cifar10_root), strategy="regularized_evolution", space="darts", max_trials=3,
+                        work_dir=str(tmp_path), cache_dir=cache_dir,
+                        **{**TINY, "space_options": options, "limit_train_batches": 1})
+    assert result.space == "darts" and len(result.trials) == 3 and all(t.succeeded for t in result.trials)
+    assert {"normal/rule_2_0", "reduce/rule_2_0", "normal/op_2_0", "normal/input_2_0"} <= set(result.best_arch)
+    model = ImageClassifier(num_classes=10, **result.best_config["model"])
+    rules = set(rule_map(model.backbone).values())
+    searched = {v for k, v in result.best_arch.items() if "/rule_" in k}
+    assert rules <= searched | {"bp"}  # every layer's rule is a searched edge rule or the fixed bp ends
+
+
 def _faulty_rule(kind: str) -> str:
     """Register a learning rule that crashes (``raise``) or sends NaN feedback (``nan``)."""
     from lightning_biorules import MatrixFeedbackRule, register_rule
