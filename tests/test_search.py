@@ -23,7 +23,8 @@ import yaml
 
 from lightning_biorules.models.macro import MACRO_OPS, MacroNet, macro_rule_space
 from lightning_biorules.nas import nni_compat
-from lightning_biorules.nas.search import build_search_parser, read_journal, run_search
+from lightning_biorules.nas.journal import read_journal
+from lightning_biorules.nas.search import build_search_parser, run_search
 from lightning_biorules.nas.space import MacroSearchSpace, arch_layers, arch_to_config
 from lightning_biorules.nas.spaces import arch_from_config
 from lightning_biorules.rules import available_rules

@@ -38,9 +38,10 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 import yaml
 
+from .journal import JOURNAL_FILE, read_journal
+
 __all__ = [
     "DEFAULT_SEARCH_ROOT",
-    "JOURNAL_FILE",
     "RESULT_FILE",
     "export_top_k",
     "load_search",
@@ -57,8 +58,6 @@ __all__ = [
 DEFAULT_SEARCH_ROOT = "biorules_runs/search"
 #: The result file :func:`~lightning_biorules.nas.search.run_search` writes into its work_dir.
 RESULT_FILE = "search_result.json"
-#: Per-trial journal (JSON lines) a search may write beside it; optional.
-JOURNAL_FILE = "trials.jsonl"
 
 #: First header line of every exported YAML (marks files this module may replace).
 _HEADER_MARK = "biorules report: rank"
@@ -76,22 +75,6 @@ ResultLike = Union[Mapping[str, Any], Any, str, Path]
 # ---------------------------------------------------------------------------------------------
 # loading
 # ---------------------------------------------------------------------------------------------
-def _read_journal(path: Path) -> List[Dict[str, Any]]:
-    """JSON objects of a JSON-lines file; blank and unreadable lines (a trial being written) skipped."""
-    records = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
 def load_search(path: Union[str, Path]) -> Result:
     """Read a search's result.
 
@@ -118,7 +101,7 @@ def load_search(path: Union[str, Path]) -> Result:
     if not journal.is_file() and isinstance(result.get("journal"), str):
         journal = Path(result["journal"])  # where the search wrote it, when the json was moved
     if journal.is_file():
-        result["journal_records"] = _read_journal(journal)
+        result["journal_records"] = read_journal(journal)
     return result
 
 

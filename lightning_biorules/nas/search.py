@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import json
 import logging
 import math
@@ -52,18 +51,17 @@ from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Protoc
 import yaml
 
 from . import nni_compat, strategies
+from .journal import JOURNAL_FILE, append_journal, journal_index, read_journal, trial_fingerprint
 from .report import export_top_k
 
 __all__ = [
     "FAULT_ENV",
-    "JOURNAL_FILE",
     "SearchResult",
     "TrialFailedError",
     "TrialRecord",
     "build_search_parser",
     "evaluate_candidate",
     "main",
-    "read_journal",
     "run_search",
     "train_config",
 ]
@@ -74,8 +72,6 @@ _logger = logging.getLogger(__name__)
 #: the trials whose architecture matches every ``label=value`` raise (``"raise:"`` alone: every
 #: trial). Real faults need no hook: a diverging learning rate, a rule that yields NaN, ...
 FAULT_ENV = "BIORULES_NAS_FAULT"
-#: the trial journal in ``work_dir`` (JSON lines, one finished trial each)
-JOURNAL_FILE = "trials.jsonl"
 #: the result file in ``work_dir``
 RESULT_FILE = "search_result.json"
 #: the experiment / owner-process record in ``work_dir``
@@ -160,72 +156,6 @@ class SearchResult:
         out = dataclasses.asdict(self)
         out["trials"] = [dataclasses.asdict(t) for t in self.trials]
         return out
-
-
-# ---------------------------------------------------------------------------------------------
-# journal
-# ---------------------------------------------------------------------------------------------
-def append_journal(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
-    """Append ``record`` as one JSON line to ``path``: a single ``write`` on an ``O_APPEND``
-    descriptor under an exclusive ``flock`` (concurrent trials never interleave), then fsync."""
-    import fcntl
-
-    line = (json.dumps(dict(record), default=str) + "\n").encode()
-    fd = os.open(os.fspath(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-def read_journal(path: str | os.PathLike) -> List[Dict[str, Any]]:
-    """Records of a journal, in order; a missing file is empty and an unreadable line (a write cut
-    by a kill) is skipped."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            _logger.warning("skipping an unreadable journal line in %s", path)
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
-def _trial_fingerprint(space: str, space_options: Mapping[str, Any], eval_args: Mapping[str, Any]) -> str:
-    """Hash of everything that determines a trial's result besides its arch (space, trial data,
-    trainer, model options, seed); paths of caches and outputs are left out."""
-    data = {k: v for k, v in dict(eval_args.get("data") or {}).items() if k not in ("cache_dir", "num_workers")}
-    payload = {
-        "space": space,
-        "space_options": dict(space_options),
-        "data": data,
-        "trainer": eval_args.get("trainer"),
-        "model_kwargs": eval_args.get("model_kwargs"),
-        "seed": eval_args.get("seed"),
-    }
-    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _journal_index(records: Sequence[Mapping[str, Any]], fingerprint: str) -> Dict[str, Dict[str, Any]]:
-    """``sample_key -> record`` of the finished trials with ``fingerprint`` (the last one wins)."""
-    index: Dict[str, Dict[str, Any]] = {}
-    for record in records:
-        if record.get("fingerprint") == fingerprint and isinstance(record.get("sample"), dict):
-            if record.get("status") in ("trained", "failed"):
-                index[strategies.sample_key(record["sample"])] = dict(record)
-    return index
 
 
 # ---------------------------------------------------------------------------------------------
@@ -689,7 +619,7 @@ def run_search(
         seed=int(seed),
         root_dir=os.path.normpath(str(work / "trials")),
     )
-    fingerprint = _trial_fingerprint(space, space_options, eval_args)
+    fingerprint = trial_fingerprint(space, space_options, eval_args)
     eval_args.update(journal=os.path.normpath(str(journal_path)), fingerprint=fingerprint)
     if engine == "ts":
         nni_compat.check_evaluator_arguments(eval_args)
@@ -697,7 +627,7 @@ def run_search(
     _claim_work_dir(work)
     journal: Dict[str, Dict[str, Any]] = {}
     if resume:
-        journal = _journal_index(read_journal(journal_path), fingerprint)
+        journal = journal_index(read_journal(journal_path), fingerprint)
         _logger.info("resume: %d finished trials in %s can be replayed", len(journal), journal_path)
     elif journal_path.exists():
         os.replace(journal_path, work / "trials.prev.jsonl")
@@ -740,7 +670,7 @@ def run_search(
             stack.enter_context(_nni_home_for(work, engine))
             try:
                 nni_compat.run_experiment(exp, port=ui_port)
-                trials = _collect_trials(replay, _journal_index(read_journal(journal_path), fingerprint))
+                trials = _collect_trials(replay, journal_index(read_journal(journal_path), fingerprint))
                 result = _finish(
                     trials, search_space, work=work, out_path=out_path, exp_id=str(exp.id), strategy=strategy,
                     engine=engine, space=space, space_options=space_options, seed=seed, top_k=top_k,
