@@ -268,7 +268,8 @@ def test_best_yaml_round_trip(evolution, cifar10_root, tmp_path):
     assert config == result.best_config
     assert set(config) == {"model", "data", "trainer"}
     assert config["trainer"] == {"max_epochs": 7}
-    assert config["data"]["root"] == str(Path(cifar10_root).resolve())
+    assert Path(config["data"]["root"]).resolve() == Path(cifar10_root).resolve()  # absolute, so the YAML works anywhere
+    assert Path(config["data"]["root"]).is_absolute()
     assert config["model"]["backbone"] == "macro"
 
     model = ImageClassifier(num_classes=10, **config["model"])

@@ -492,6 +492,18 @@ def _config_and_title(result_or_config: ResultLike) -> Tuple[Dict[str, Any], str
     return dict(res["best_config"]), title
 
 
+def _save_figure(fig: Any, path: Union[str, Path]) -> Path:
+    """Lay out ``fig``, write it as a PNG to ``path`` (creating folders) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_rule_map(result_or_config: ResultLike, path: Union[str, Path]) -> Path:
     """PNG of a network's rule map: a row per weight layer (network order), a column per rule, a
     filled cell for the layer's rule, each row annotated with its searched op and the layer's shape.
@@ -536,12 +548,7 @@ def plot_rule_map(result_or_config: ResultLike, path: Union[str, Path]) -> Path:
     for spine in ax.spines.values():
         spine.set_visible(False)
     ax.set_title(title, fontsize=10, pad=22)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def plot_search_curve(result: ResultLike, path: Union[str, Path]) -> Path:
@@ -595,12 +602,7 @@ def plot_search_curve(result: ResultLike, path: Union[str, Path]) -> Path:
                  "trials succeeded", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------
