@@ -1,8 +1,6 @@
 """Lightning DDP (2 CPU processes, gloo): feedback tensors identical on every rank, even when the ranks'
 global RNGs differ at conversion time."""
 
-import json
-
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -37,31 +35,29 @@ class SeedPerRank(Callback):
         torch.manual_seed(100 + trainer.global_rank)
 
 
-class CompareAcrossRanks(Callback):
-    def __init__(self, out):
-        self.out = out
+class SaveRankState(Callback):
+    """Each rank writes its final state_dict; the test compares them (no collective at teardown)."""
+
+    def __init__(self, folder):
+        self.folder = folder
 
     def on_train_end(self, trainer, pl_module):
-        report = {}
-        for name, tensor in pl_module.state_dict().items():
-            gathered = trainer.strategy.all_gather(tensor.float() if tensor.is_floating_point() else tensor)
-            report[name] = bool(torch.equal(gathered[0], gathered[1])) and tensor.numel() > 0
-        if trainer.global_rank == 0:
-            with open(self.out, "w") as f:
-                json.dump(report, f)
+        torch.save(pl_module.state_dict(), f"{self.folder}/rank{trainer.global_rank}.pt")
 
 
 def test_ddp_ranks_hold_identical_feedback(tmp_path):
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randn(32, 3, 8, 8, generator=g), torch.randint(0, 3, (32,), generator=g))
-    out = tmp_path / "report.json"
     trainer = L.Trainer(strategy="ddp_spawn", accelerator="cpu", devices=2, max_steps=3, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[SeedPerRank(), BioRules({"net.0": "fa", "net.2": "dfa", "net.5": "brsf", "*": "frsf"}),
-                                   CompareAcrossRanks(str(out))])
+                                   SaveRankState(str(tmp_path))])
     trainer.fit(Net(), DataLoader(data, batch_size=4))
-    report = json.loads(out.read_text())
-    feedback = {k: v for k, v in report.items() if ".feedback." in k}
+    rank0 = torch.load(tmp_path / "rank0.pt")
+    rank1 = torch.load(tmp_path / "rank1.pt")
+    feedback = {k for k in rank0 if ".feedback." in k}
     assert {"net.0.feedback.matrix", "net.2.feedback.matrix", "net.5.feedback.magnitude",
-            "net.5.feedback.step", "net.7.feedback.magnitude"} <= set(feedback)
-    assert all(report.values()), {k: v for k, v in report.items() if not v}
+            "net.5.feedback.step", "net.7.feedback.magnitude"} <= feedback
+    assert rank0["net.2.feedback.matrix"].numel() > 0 and int(rank0["net.5.feedback.step"]) == 3
+    differing = [k for k in rank0 if not torch.equal(rank0[k], rank1[k])]
+    assert not differing, differing
