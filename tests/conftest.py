@@ -36,3 +36,26 @@ def _restore_rule_registry():
     yield
     for name in set(available_rules()) - before:
         unregister_rule(name)
+
+
+def _experiment_processes(experiment_id: str) -> list:
+    """PIDs of an NNI experiment's processes (its Node manager, its trials), found with psutil,
+    independently of the package's own process handling."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        if proc.info.get("status") == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            if experiment_id in (proc.info.get("cmdline") or []) or proc.environ().get("NNI_EXP_ID") == experiment_id:
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.fixture
+def experiment_processes():
+    """``experiment_processes(experiment_id) -> [pid, ...]``: what is left running of an NNI experiment."""
+    return _experiment_processes

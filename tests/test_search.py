@@ -201,20 +201,6 @@ def evolution(cifar10_root, cache_dir, tmp_path_factory):
     return result, work
 
 
-def _experiment_processes(experiment_id: str) -> list[int]:
-    """Processes of an NNI experiment (its manager, its trials), found with psutil."""
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
-        if proc.info.get("status") == psutil.STATUS_ZOMBIE:
-            continue
-        try:
-            if experiment_id in (proc.info.get("cmdline") or []) or proc.environ().get("NNI_EXP_ID") == experiment_id:
-                found.append(proc.pid)
-        except psutil.Error:
-            continue
-    return found
-
-
 @pytest.mark.slow
 def test_regularized_evolution_search(evolution):
     result, work = evolution
@@ -495,7 +481,7 @@ def test_killed_search_resumes_without_retraining(cifar10_root, cache_dir, tmp_p
 
 
 @pytest.mark.slow
-def test_killed_ts_search_resumes_and_its_orphaned_manager_is_stopped(cifar10_root, cache_dir, tmp_path):
+def test_killed_ts_search_resumes_and_its_orphaned_manager_is_stopped(cifar10_root, cache_dir, tmp_path, experiment_processes):
     work = tmp_path / "work"
     proc = subprocess.Popen(
         _search_command(cifar10_root, work, cache_dir, "--strategy", "random", "--max_trials", "3",
@@ -513,7 +499,7 @@ def test_killed_ts_search_resumes_and_its_orphaned_manager_is_stopped(cifar10_ro
     result = run_search(root, strategy="random", max_trials=3, engine="ts", work_dir=str(work), resume=True,
                         limit_train_batches=1, train_size=200, val_size=100, batch_size=50, cache_dir=cache_dir,
                         space_options=SMALL_MACRO)
-    assert _experiment_processes(killed_id) == []
+    assert experiment_processes(killed_id) == []
     assert result.engine == "ts" and len(result.trials) == 3
     assert [t.replayed for t in result.trials] == [True, True, False]
     assert all(t.succeeded and len(t.intermediates) == 1 for t in result.trials)
@@ -524,7 +510,7 @@ def test_killed_ts_search_resumes_and_its_orphaned_manager_is_stopped(cifar10_ro
     assert {killed_id, result.experiment_id} <= set(registry)
     assert (work / "nni-experiments" / result.experiment_id / "environments").is_dir()
     assert Path(result.output_yaml).is_file()
-    assert _experiment_processes(result.experiment_id) == []
+    assert experiment_processes(result.experiment_id) == []
 
 
 # ---------------------------------------------------------------------------------------------

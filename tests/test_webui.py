@@ -19,7 +19,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
 
 from lightning_biorules.nas import nni_compat, strategies
@@ -45,22 +44,6 @@ def _get(port: int, path: str, timeout: float = 5.0) -> tuple[int, str, str]:
 
 def _rest(port: int, endpoint: str):
     return json.loads(_get(port, f"/api/v1/nni/{endpoint}")[2])
-
-
-def _experiment_processes(experiment_id: str) -> list[int]:
-    """The Node manager and the trials of ``experiment_id`` (psutil, independent of nni_compat)."""
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
-        if proc.info.get("status") == psutil.STATUS_ZOMBIE:
-            continue
-        try:
-            cmd = proc.info.get("cmdline") or []
-            if (any("nni_node" in c and c.endswith("main.js") for c in cmd) and experiment_id in cmd) or \
-                    proc.environ().get("NNI_EXP_ID") == experiment_id:
-                found.append(proc.pid)
-        except psutil.Error:
-            continue
-    return found
 
 
 def _port_open(port: int) -> bool:
@@ -100,7 +83,7 @@ def _hyper_parameters(job: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 # web UI and REST API during a real search, from the command line
 # ---------------------------------------------------------------------------------------------
-def test_web_ui_shows_trials_rules_and_metrics_while_the_search_runs(cifar10_root, tmp_path):
+def test_web_ui_shows_trials_rules_and_metrics_while_the_search_runs(cifar10_root, tmp_path, experiment_processes):
     seed, port, work = 0, nni_compat.free_port(), tmp_path / "work"
     first, second = _first_random_samples(2, seed)
     label = next(k for k in first if first[k] != second[k])
@@ -164,13 +147,13 @@ def test_web_ui_shows_trials_rules_and_metrics_while_the_search_runs(cifar10_roo
         experiment_id = result["experiment_id"]
         assert [t["status"] for t in result["trials"]] == ["trained", "failed"]
         assert result["trials"][1]["error"].startswith("RuntimeError: fault injected")
-        assert _experiment_processes(experiment_id)  # the UI is still up: its manager runs
+        assert experiment_processes(experiment_id)  # the UI is still up: its manager runs
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C ends --keep_ui
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert "best val_acc" in out and "1/2 trials succeeded" in out
-    assert _experiment_processes(experiment_id) == [] and not _port_open(port)
+    assert experiment_processes(experiment_id) == [] and not _port_open(port)
     assert json.loads((work / "experiment.json").read_text())["status"] == "finished"
 
 
@@ -190,7 +173,7 @@ def _interrupt_when_running(port: int, fired: list) -> None:
         time.sleep(0.2)
 
 
-def test_ctrl_c_stops_the_manager_and_its_trials(cifar10_root, tmp_path):
+def test_ctrl_c_stops_the_manager_and_its_trials(cifar10_root, tmp_path, experiment_processes):
     port, fired = nni_compat.free_port(), []
     watcher = threading.Thread(target=_interrupt_when_running, args=(port, fired), daemon=True)
     watcher.start()
@@ -201,7 +184,7 @@ def test_ctrl_c_stops_the_manager_and_its_trials(cifar10_root, tmp_path):
     assert fired, "no trial was seen running"
     record = json.loads((tmp_path / "experiment.json").read_text())
     assert record["status"] == "interrupted"
-    assert _experiment_processes(record["experiment_id"]) == [] and not _port_open(port)
+    assert experiment_processes(record["experiment_id"]) == [] and not _port_open(port)
     assert not (tmp_path / "search_result.json").exists()
 
 
@@ -217,7 +200,7 @@ class _BrokenStrategy(Random):
         raise RuntimeError("strategy broke")
 
 
-def test_failing_strategy_leaves_no_manager(cifar10_root, tmp_path, monkeypatch):
+def test_failing_strategy_leaves_no_manager(cifar10_root, tmp_path, monkeypatch, experiment_processes):
     monkeypatch.setattr(_BrokenStrategy, "work", tmp_path, raising=False)
     monkeypatch.setattr(strategies, "build_strategy", lambda *args, **kwargs: _BrokenStrategy(seed=0))
     port = nni_compat.free_port()
@@ -227,4 +210,4 @@ def test_failing_strategy_leaves_no_manager(cifar10_root, tmp_path, monkeypatch)
     assert _BrokenStrategy.manager_was_running
     record = json.loads((tmp_path / "experiment.json").read_text())
     assert record["status"] == "failed"
-    assert _experiment_processes(record["experiment_id"]) == [] and not _port_open(port)
+    assert experiment_processes(record["experiment_id"]) == [] and not _port_open(port)
